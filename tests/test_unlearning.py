@@ -205,7 +205,7 @@ def tiny(tmp_path_factory):
     "A real Yin-Yang network and autoencoder, trained briefly on a subset, in a private cache."
     mp = pytest.MonkeyPatch()
     mp.setenv("KOOPMAN_NB_CACHE", str(tmp_path_factory.mktemp("cache")))
-    config = replace(PRESETS["yinyang"], epochs=15, n_train=900)
+    config = replace(PRESETS["yinyang_paper"], epochs=15, n_train=900)
     data = load_target_data(config)
     target = train_target(config, data, verbose=False)
     reps = prepare_representations(target, data)
