@@ -3,15 +3,21 @@ block-wise search, duplicates and bad input."""
 import functools
 import math
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
 from scipy.spatial.distance import pdist
 
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after selecting the backend)
+
 from koopman_nb import topology
 from koopman_nb.data import mnist, yin_yang
-from koopman_nb.topology import (BettiAlong, betti_along, betti_by_class, betti_curve, betti_numbers, choose_eps,
-                                 frobenius_normalise, gudhi_rips_betti)
+from koopman_nb.topology import (BettiAlong, BettiBand, betti_along, betti_band, betti_by_class, betti_curve,
+                                 betti_numbers, bottleneck_distances, choose_eps, distance_distortion,
+                                 frobenius_normalise, gudhi_rips_betti, persistence_diagrams, plot_band,
+                                 plot_depth_comparison)
 
 
 def noisy_circle(rng, n, radius=1.0, centre=(0.0, 0.0), noise=0.05):
@@ -267,6 +273,167 @@ def test_frobenius_normalise():
     assert np.allclose(z.mean(axis=0), 0.0)
     with pytest.raises(ValueError, match="identical"):
         frobenius_normalise(np.ones((5, 2)))
+
+
+# Seed bands and plots
+
+def along(names, betti, betti_by_class, classes=(0, 1)):
+    "A BettiAlong with given numbers (scales are not needed by bands and plots)."
+    betti, betti_by_class = np.array(betti), np.array(betti_by_class)
+    return BettiAlong(list(names), np.zeros(len(names), np.int64), np.ones(len(names)), betti, list(classes),
+                      np.ones(betti_by_class.shape[:2]), betti_by_class)
+
+
+@pytest.fixture
+def two_seeds():
+    first = along(["t0", "t1"], [[3, 1], [1, 0]], [[[2, 0], [1, 1]], [[1, 0], [1, 0]]])
+    second = along(["t0", "t1"], [[5, 1], [1, 0]], [[[4, 0], [1, 1]], [[1, 0], [1, 0]]])
+    return first, second
+
+
+def test_betti_band_spread(two_seeds):
+    band = betti_band(two_seeds)
+    assert isinstance(band, BettiBand)
+    assert band.names == ["t0", "t1"]
+    assert band.betti.shape == (2, 2, 2)
+    spread = band.spread()
+    assert spread["mean"].tolist() == [[4, 1], [1, 0]]
+    assert spread["min"].tolist() == [[3, 1], [1, 0]]
+    assert spread["max"].tolist() == [[5, 1], [1, 0]]
+    assert spread["std"][0, 0] == pytest.approx(math.sqrt(2))
+    assert spread["std"][1].tolist() == [0, 0]
+    assert band.spread(by_class=True)["mean"][0, 0].tolist() == [3, 0]
+
+
+def test_betti_band_single_seed(two_seeds):
+    band = betti_band(two_seeds[:1])
+    assert band.spread()["std"].tolist() == [[0, 0], [0, 0]]
+    assert band.spread()["mean"].tolist() == [[3, 1], [1, 0]]
+
+
+def test_betti_band_table(two_seeds):
+    table = betti_band(two_seeds).table(dim=0)
+    assert "4.0 ± 1.4" in table
+    assert "class 1" in table
+
+
+def test_betti_band_rejects_other_clouds(two_seeds):
+    first, _ = two_seeds
+    renamed = along(["a", "b"], first.betti, first.betti_by_class)
+    other_classes = along(["t0", "t1"], first.betti, first.betti_by_class, classes=(0, 2))
+    with pytest.raises(ValueError, match="at least one"):
+        betti_band([])
+    with pytest.raises(ValueError, match=r"Result 1 has clouds \['a', 'b'\]"):
+        betti_band([first, renamed])
+    with pytest.raises(ValueError, match="classes"):
+        betti_band([first, other_classes])
+
+
+def test_plot_band_draws_mean_and_range():
+    _, ax = plt.subplots()
+    values = np.array([[1.0, 4.0, 2.0], [3.0, 0.0, 2.0]])
+    line = plot_band(ax, [0, 1, 2], values, "mean")
+    assert line.get_ydata().tolist() == [2.0, 2.0, 2.0]
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() == 0.0
+    assert band[:, 1].max() == 4.0
+    with pytest.raises(ValueError, match=r"shape \[seeds, 2\]"):
+        plot_band(ax, [0, 1], values)
+    _, bare = plt.subplots()
+    plot_band(bare, [0, 1, 2], values, band_alpha=0)
+    assert len(bare.lines) == 1
+    assert len(bare.collections) == 0
+    plt.close("all")
+
+
+def test_plot_depth_comparison_layout(two_seeds):
+    band = betti_band(two_seeds)
+    network = along(["L0", "L1"], [[4, 0], [1, 0]], [[[1, 0], [1, 0]], [[1, 0], [1, 0]]])
+    axes = plot_depth_comparison(band, [0, 10], network, [0, 10])
+    assert axes.shape == (2, 2)
+    assert axes[0, 0].lines[0].get_ydata().tolist() == [4, 1]
+    assert axes[0, 0].lines[1].get_ydata().tolist() == [4, 1]
+    pooled_only = betti_band([along(["t0"], [[2]], np.zeros((1, 0, 1)), classes=())])
+    assert plot_depth_comparison(pooled_only, [0], along(["L0"], [[2]], np.zeros((1, 0, 1)), ()), [0]).shape == (1, 1)
+    with pytest.raises(ValueError, match="one step per cloud of the band: got 3 for 2"):
+        plot_depth_comparison(band, [0, 5, 10], network, [0, 10])
+    with pytest.raises(ValueError, match="one step per layer: got 1 for 2"):
+        plot_depth_comparison(band, [0, 10], network, [0])
+    with pytest.raises(ValueError, match="same max_dim and labels"):
+        plot_depth_comparison(band, [0, 10], along(["L0", "L1"], [[4], [1]], np.ones((2, 2, 1), int)), [0, 10])
+    plt.close("all")
+
+
+# Distortion of distances and persistence diagrams
+
+def test_distortion_known_answers():
+    two = np.array([[0.0], [1.0]])
+    assert distance_distortion(two, 1.2 * two) == pytest.approx({"max": 0.2, "mean": 0.2})
+    x = np.random.default_rng(10).standard_normal((50, 3))
+    rotation, _ = np.linalg.qr(np.random.default_rng(11).standard_normal((3, 3)))
+    assert distance_distortion(x, x @ rotation + 5)["max"] < 1e-9
+    assert distance_distortion(x, pad(x, 7))["max"] < 1e-9
+    doubled = distance_distortion(x, 2 * x)
+    assert doubled["max"] == pytest.approx(pdist(x).max())
+    assert doubled["mean"] == pytest.approx(pdist(x).mean())
+
+
+def test_distortion_in_blocks_matches_all_pairs(monkeypatch):
+    rng = np.random.default_rng(12)
+    x, z = rng.standard_normal((300, 4)), rng.standard_normal((300, 9))
+    gap = np.abs(pdist(z) - pdist(x))
+    monkeypatch.setattr(topology, "_BLOCK_PAIRS", 1000)
+    result = distance_distortion(x, z)
+    assert result["max"] == pytest.approx(gap.max())
+    assert result["mean"] == pytest.approx(gap.mean())
+
+
+def test_persistence_diagrams_of_even_circle():
+    angle = np.arange(300) * 2 * np.pi / 300
+    points = np.c_[np.cos(angle), np.sin(angle)]
+    h0, h1 = persistence_diagrams(points)
+    neighbour = 2 * np.sin(np.pi / 300)
+    assert len(h0) == 300
+    assert np.isinf(h0[:, 1]).sum() == 1
+    assert np.allclose(h0[np.isfinite(h0[:, 1]), 1], neighbour)
+    # One loop, born when neighbours join and filled by the inscribed equilateral triangle (side sqrt(3)).
+    assert len(h1) == 1
+    assert h1[0] == pytest.approx([neighbour, math.sqrt(3)])
+
+
+def test_persistence_diagrams_agree_with_betti_numbers(circle):
+    h0, h1 = persistence_diagrams(circle)
+    for eps in (0.05, 0.2, 0.3, 1.0):
+        alive = [int(np.sum((d[:, 0] <= eps) & (d[:, 1] > eps))) for d in (h0, h1)]
+        assert alive == betti_numbers(circle, eps)
+
+
+def test_bottleneck_known_answers():
+    two = np.array([[0.0], [1.0]])
+    assert bottleneck_distances(two, 1.2 * two) == pytest.approx([0.2, 0.0])
+    assert bottleneck_distances(two, 3.0 * two, max_dim=0) == pytest.approx([1.5])  # both bars to the diagonal
+    x = np.random.default_rng(13).standard_normal((80, 3))
+    rotation, _ = np.linalg.qr(np.random.default_rng(14).standard_normal((3, 3)))
+    assert max(bottleneck_distances(x, x @ rotation)) < 1e-9
+
+
+def test_bottleneck_is_bounded_by_distortion(circle):
+    rng = np.random.default_rng(15)
+    for noise in (0.01, 0.05, 0.2):
+        z = circle + noise * rng.standard_normal(circle.shape)
+        bound = distance_distortion(circle, z)["max"]
+        assert max(bottleneck_distances(circle, z)) <= bound + 1e-9
+
+
+def test_clouds_must_have_same_samples(circle):
+    with pytest.raises(ValueError, match="x has 200 points and z has 199"):
+        distance_distortion(circle, circle[:-1])
+    with pytest.raises(ValueError, match="x has 200 points and z has 199"):
+        bottleneck_distances(circle, circle[:-1])
+    with pytest.raises(ValueError, match="z contains 1 NaN"):
+        distance_distortion(circle, np.r_[circle[:-1], [[np.nan, 0.0]]])
+    with pytest.raises(ValueError, match="non-negative integer"):
+        persistence_diagrams(circle, max_dim=-1)
 
 
 # Bad input

@@ -1,6 +1,7 @@
 """Render `nbs/index.ipynb` to `README.md` without Quarto.
 
-Markdown cells are copied; code cells are shown with their saved text outputs. Cells marked `#| hide` are
+Markdown cells are copied, with image links relative to `nbs/` rewritten relative to the repository root; code
+cells are shown with their saved text outputs. Cells marked `#| hide` are
 left out, `#| echo: false` hides a cell's code but keeps its outputs. Run `python tools/make_readme.py`
 after changing the index notebook; `--check` exits with status 1 when `README.md` is out of date.
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 _DIRECTIVE = re.compile(r"^\s*#\s*\|\s*([\w-]+)\s*:?\s*(.*)$")
+_IMAGE = re.compile(r"(!\[[^\]]*\]\()(?!https?://|/)([^)]+\))")
 
 
 def _directives(source: str) -> tuple[dict[str, str], str]:
@@ -49,7 +51,7 @@ def render(nb_path: Path = ROOT / "nbs" / "index.ipynb") -> str:
         flags, body = _directives(_text(cell["source"]))
         if "hide" in flags or "export" in flags or "exporti" in flags: continue
         if cell["cell_type"] == "markdown":
-            if body: blocks.append(body)
+            if body: blocks.append(_IMAGE.sub(r"\1nbs/\2", body))
         elif cell["cell_type"] == "code":
             if body and flags.get("echo") != "false": blocks.append("```python\n" + body + "\n```")
             blocks.extend(_outputs(cell))
