@@ -28,15 +28,15 @@ import torch
 from fastprogress.fastprogress import IN_NOTEBOOK, progress_bar
 
 from . import __version__
-from .data import atomic_path, atomic_write_bytes, cache_dir, config_key, in_test
+from .data import atomic_path, atomic_write_bytes, config_key, in_test
 from .kae import MNIST_DIM, KAEConfig, get_kae, kae_preset, kae_seed_study
 from .preprocess import prepare_representations
 from .targets import (TargetConfig, capture_layers, checkpoint_path, get_target, load_target_data,
                                 plot_history, preset, principal_components)
 from .topology import BettiAlong, betti_along, plot_betti_along
 from .unlearning import (BASELINES, EDIT_RECIPES, PROPOSED, BaselineOptions, EditedSurrogate,
-                                   edit_surrogate, format_table, plot_advanced_observables, retrain_without,
-                                   summary_table, unlearning_study)
+                                   edit_surrogate, format_table, plot_advanced_observables, retrain_path,
+                                   retrain_without, summary_table, unlearning_study)
 
 # %% auto #0
 __all__ = ['DATASETS', 'DATASET_NAMES', 'DEFAULT_SEEDS', 'QUICK_SEEDS', 'TOPOLOGY_RULE', 'MNIST_RECIPES', 'QUICK_RECIPES',
@@ -360,11 +360,7 @@ def _unlearning_stage(plan: ReproducePlan, retrains: dict, progress: bool) -> di
 
 def _retrain_cached(config: TargetConfig, forget: int, seed: int) -> bool:
     "Tell whether the retrained network of (config, class, seed) is in the cache."
-    # NOTE: this mirrors the cache file name of `retrain_without`. If the two drift apart, a cached retrain is loaded
-    # once more in a background process, which costs time but changes no result.
-    config = replace(config, seed=seed)
-    key = config_key({**config.to_dict(), "forget": [forget]})
-    return (cache_dir("unlearning") / f"retrain-{config.dataset}-{key}.pt").exists()
+    return retrain_path(config, (forget,), seed).exists()
 
 def _start_retrains(plan: ReproducePlan, workers: int) -> tuple[ProcessPoolExecutor | None, dict]:
     "Start the missing retrained networks in `workers - 1` background processes; return the pool and the jobs."

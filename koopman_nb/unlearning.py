@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,8 +33,9 @@ __all__ = ['FORGET_RULES', 'TARGET_RULES', 'EDIT_RECIPES', 'PROPOSED', 'BASELINE
            'observables', 'validate_classes', 'medoid', 'forget_set', 'runner_up', 'edit_targets', 'edit_operator',
            'edit_operator_in_subspace', 'lift', 'affine_operator', 'EditedSurrogate', 'EditRecipe', 'edit_surrogate',
            'total_variation', 'confidence_features', 'mia_efficacy', 'forget_probe', 'unlearning_metrics',
-           'retained_split', 'retrain_without', 'finetune_on_retain', 'gradient_ascent', 'BaselineOptions',
-           'unlearning_study', 'format_table', 'goal_reached', 'summary_table', 'plot_advanced_observables']
+           'retained_split', 'retrain_path', 'retrain_without', 'finetune_on_retain', 'gradient_ascent',
+           'BaselineOptions', 'unlearning_study', 'format_table', 'goal_reached', 'summary_table',
+           'plot_advanced_observables']
 
 # %% ../nbs/05_unlearning.ipynb #8b2205a9
 def operator_matrix(model: KoopmanAutoencoder, # a trained Koopman autoencoder
@@ -479,6 +481,15 @@ def retained_split(data: dict, # {"train": (x, y), ...}
     keep = ~torch.isin(y, torch.tensor(forget))
     return x[keep], y[keep]
 
+def retrain_path(config: TargetConfig, # the original network's recipe
+                 classes: tuple[int, ...], # forgotten classes, as `validate_classes` returns them
+                 seed: int | None = None, # seed of the retrained network; None keeps the recipe's
+                ) -> Path:
+    "Return the cache file in which `retrain_without` stores the network retrained without `classes`."
+    config = config if seed is None else replace(config, seed=seed)
+    key = config_key({**config.to_dict(), "forget": [int(c) for c in classes]})
+    return cache_dir("unlearning") / f"retrain-{config.dataset}-{key}.pt"
+
 def retrain_without(config: TargetConfig, # the original network's recipe
                     forget, # class or classes to leave out
                     seed: int | None = None, # seed of the retrained network; None keeps the recipe's
@@ -489,9 +500,8 @@ def retrain_without(config: TargetConfig, # the original network's recipe
     "Train the target recipe from scratch on the retained classes only (a `Target`; metrics hold the seconds)."
     data = load_target_data(config) if data is None else data
     classes = validate_classes(forget, data["train"][1], config.n_classes)
+    path = retrain_path(config, classes, seed)
     config = config if seed is None else replace(config, seed=seed)
-    key = config_key({**config.to_dict(), "forget": list(classes)})
-    path = cache_dir("unlearning") / f"retrain-{config.dataset}-{key}.pt"
     return train_target(config, {"train": retained_split(data, classes)}, verbose=verbose,
                         checkpoint=path if checkpoint else False)
 
