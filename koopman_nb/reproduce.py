@@ -52,7 +52,7 @@ DEFAULT_SEEDS = 5 # KAE seeds of a full run
 QUICK_SEEDS = 2 # KAE seeds of a quick run
 TOPOLOGY_RULE = {"k": 40, "quantile": 0.9} # scale rule of `choose_eps`, the topology chapter's default
 MNIST_RECIPES = ("label · single", "label · per-sample", "medoid · per-sample", "label · runner-up centroid",
-                 PROPOSED)
+                 "label · runner-up centroid · λ=1 · affine · overshoot · reweighted", PROPOSED)
 QUICK_RECIPES = ("medoid · per-sample", PROPOSED)
 
 class ReproduceError(ValueError):
@@ -135,7 +135,8 @@ def _mnist_plan(quick: bool, seeds: tuple, retrain: tuple) -> dict:
     return {"target": preset("mnist"), "kae": kae_preset("mnist"), "dim": MNIST_DIM, "topology_points": None,
             "kae_steps": _steps(k, k), "groups": ({"forget": [4, 1, 7], "methods": list(methods)},),
             "options": BaselineOptions(finetune_epochs=1, ascent_max_steps=2000, ascent_check_every=5,
-                                       retrain_seeds=retrain, network_seeds=seeds[:3], threads=2)}
+                                       ascent_check_samples=1024, retrain_seeds=retrain, network_seeds=seeds[:3],
+                                       threads=2)}
 
 def _plan_notes(dataset: str, quick: bool, seeds: tuple, options: BaselineOptions) -> tuple:
     notes = []
@@ -350,12 +351,13 @@ def _topology_stage(plan: ReproducePlan, context: _RunContext, progress: bool) -
 
 # %% ../nbs/06_reproduce.ipynb #57fb1073
 def _unlearning_stage(plan: ReproducePlan, retrains: dict, progress: bool) -> dict:
-    jobs = [(c, g["methods"]) for g in plan.groups for c in g["forget"]]
+    def await_retrains(classes: tuple):
+        for job in retrains.get(classes[0], []): job.result()  # re-raises a failed background retrain
     parts = []
-    for forget, methods in progress_bar(jobs) if progress else jobs:
-        for job in retrains.get(forget, []): job.result()  # re-raises a failed background retrain
-        parts.append(unlearning_study(plan.target, plan.kae, [forget], plan.seeds, methods=tuple(methods),
-                                      recipes=plan.recipes, options=plan.options, dim=plan.dim, verbose=False))
+    for group in plan.groups:  # one study per list of methods, sharing the setup across its classes
+        parts.append(unlearning_study(plan.target, plan.kae, list(group["forget"]), plan.seeds,
+                                      methods=tuple(group["methods"]), recipes=plan.recipes, options=plan.options,
+                                      dim=plan.dim, verbose=progress, before_retrain=await_retrains))
     return {**parts[0], "studies": [s for part in parts for s in part["studies"]]}
 
 def _retrain_cached(config: TargetConfig, forget: int, seed: int) -> bool:
@@ -529,6 +531,13 @@ def _proposed_means(results: dict) -> dict | None:
     if not rows: return None
     return {k: float(np.mean([r[k]["mean"] for r in rows])) for k in ("forget_accuracy", "TA_drop")}
 
+def _tv_means(results: dict) -> dict | None:
+    "Mean over forgotten classes of the TV distance to the retrained network: proposed edit, fine-tuning, ascent."
+    methods = {"proposed edit": PROPOSED, "fine-tuning": "finetune", "gradient ascent": "gradient_ascent"}
+    table = results["unlearning"]["results"].values()
+    if not table or not all("TV" in r.get(m, {}) for r in table for m in methods.values()): return None
+    return {name: float(np.mean([r[m]["TV"]["mean"] for r in table])) for name, m in methods.items()}
+
 def _headline(results: dict) -> list[str]:
     net, kae = results["network"], results["kae"]
     n = len(results["seeds"])
@@ -542,6 +551,10 @@ def _headline(results: dict) -> list[str]:
         lines += [f"| proposed edit: forget-class test accuracy (mean over classes) | "
                   f"{proposed['forget_accuracy']:.2f} % |",
                   f"| proposed edit: retained test accuracy drop (mean over classes) | {proposed['TA_drop']:+.2f} pp |"]
+    tv = _tv_means(results)
+    if tv:
+        lines.append("| TV distance to the retrained network on forgotten test inputs (mean over classes) | "
+                     + ", ".join(f"{name} {value:.2f}" for name, value in tv.items()) + " |")
     return lines
 
 def _kae_table(kae: dict) -> list[str]:

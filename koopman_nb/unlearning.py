@@ -30,11 +30,11 @@ from .targets import (ResMLP, TargetConfig, _num_threads, accuracy_report, captu
 
 # %% auto #0
 __all__ = ['FORGET_RULES', 'TARGET_RULES', 'EDIT_RECIPES', 'PROPOSED', 'BASELINES', 'TABLE_COLUMNS', 'operator_matrix',
-           'observables', 'validate_classes', 'medoid', 'forget_set', 'runner_up', 'edit_targets', 'edit_operator',
-           'edit_operator_in_subspace', 'lift', 'affine_operator', 'EditedSurrogate', 'EditRecipe', 'edit_surrogate',
-           'total_variation', 'confidence_features', 'mia_efficacy', 'forget_probe', 'unlearning_metrics',
-           'retained_split', 'retrain_path', 'retrain_without', 'finetune_on_retain', 'gradient_ascent',
-           'BaselineOptions', 'unlearning_study', 'format_table', 'goal_reached', 'summary_table',
+           'observables', 'validate_classes', 'medoid', 'forget_set', 'neighbour_vote', 'runner_up', 'edit_targets',
+           'edit_operator', 'edit_operator_in_subspace', 'lift', 'affine_operator', 'EditedSurrogate', 'EditRecipe',
+           'edit_surrogate', 'total_variation', 'confidence_features', 'mia_efficacy', 'forget_probe',
+           'unlearning_metrics', 'retained_split', 'retrain_path', 'retrain_without', 'finetune_on_retain',
+           'gradient_ascent', 'BaselineOptions', 'unlearning_study', 'format_table', 'goal_reached', 'summary_table',
            'plot_advanced_observables']
 
 # %% ../nbs/05_unlearning.ipynb #8b2205a9
@@ -109,7 +109,31 @@ def forget_set(z: torch.Tensor, # observables [n, p]
     return mask
 
 # %% ../nbs/05_unlearning.ipynb #ce2a5ab6
-TARGET_RULES = ("per_sample", "single", "nearest_centroid", "runner_up_centroid", "runner_up_nearest")
+TARGET_RULES = ("per_sample", "single", "nearest_centroid", "runner_up_centroid", "runner_up_nearest",
+                "neighbour_centroid")
+
+def _check_neighbours(neighbours) -> int:
+    if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 1:
+        raise ValueError(f"neighbours must be a positive integer, got {neighbours!r}.")
+    return neighbours
+
+def _nearest_rows(a: torch.Tensor, b: torch.Tensor, k: int, entries: int = 20_000_000) -> torch.Tensor:
+    "Indices [len(a), k] of the `k` nearest rows of `b` for every row of `a`, nearest first."
+    chunk = max(1, entries // max(len(b), 1))
+    return torch.cat([torch.cdist(a[i:i + chunk], b).topk(k, dim=1, largest=False).indices
+                      for i in range(0, len(a), chunk)])
+
+def neighbour_vote(votes: torch.Tensor, # labels of each row's neighbours [n, k], nearest first
+                   classes: list[int], # the classes that may win
+                  ) -> torch.Tensor: # int64 [n], entries of `classes`
+    "Return each row's most frequent class among its neighbours; a tie goes to the class met first."
+    k = votes.shape[1]
+    scores = torch.empty(len(votes), len(classes), dtype=torch.float64)
+    for j, c in enumerate(classes):
+        hit = votes == c
+        first = torch.where(hit.any(1), hit.double().argmax(1).double(), torch.tensor(float(k)))
+        scores[:, j] = hit.sum(1) + 1 / (2 + first)  # the bonus is below 1, so it only breaks ties
+    return torch.tensor(classes)[scores.argmax(1)]
 
 def runner_up(logits: torch.Tensor, # [n, classes]
               forget: tuple[int, ...], # forgotten classes
@@ -126,6 +150,7 @@ def edit_targets(z: torch.Tensor, # observables [n, p]
                  forget, # forgotten class or classes
                  rule: str = "per_sample", # one of `TARGET_RULES`
                  logits: torch.Tensor | None = None, # unedited surrogate logits of the forgotten rows (runner-up rules)
+                 neighbours: int = 10, # clean inputs that vote on the class of a forgotten one (neighbour_centroid)
                 ) -> torch.Tensor: # float64 targets [mask.sum(), p]
     "Compute the new advanced observable of every sample in the forget set."
     if rule not in TARGET_RULES: raise ValueError(f"Unknown target rule {rule!r}; use one of {TARGET_RULES}.")
@@ -141,6 +166,10 @@ def edit_targets(z: torch.Tensor, # observables [n, p]
     if not retained: raise ValueError("No retained class among the clean samples to take targets from.")
     centroids = torch.stack([clean_out[clean_labels == c].mean(0) for c in retained])
     if rule == "nearest_centroid": return centroids[_pairwise_argmin(harmful @ operator, centroids)]
+    if rule == "neighbour_centroid":
+        votes = clean_labels[_nearest_rows(harmful, clean, min(_check_neighbours(neighbours), len(clean)))]
+        lookup = {c: i for i, c in enumerate(retained)}
+        return centroids[torch.tensor([lookup[int(c)] for c in neighbour_vote(votes, retained)], dtype=torch.long)]
     if logits is None:
         raise ValueError(f"Target rule {rule!r} needs the unedited surrogate's logits of the forget set.")
     if len(logits) != len(harmful):
@@ -307,6 +336,7 @@ class EditRecipe:
     factor: float = 2.0 # weight multiplier per round for a row the previous solve got wrong
     max_weight: float = 16.0 # cap on a row's weight
     subspace: float | None = None # edit only along this fraction of the directions of least clean energy (one solve)
+    neighbours: int = 10 # clean inputs that vote on each forgotten input's class (neighbour_centroid)
 
     def __post_init__(self):
         if self.forget_rule not in FORGET_RULES:
@@ -318,6 +348,7 @@ class EditRecipe:
         if not self.factor >= 1: raise ValueError(f"factor must be at least 1, got {self.factor!r}.")
         if not self.max_weight >= 1: raise ValueError(f"max_weight must be at least 1, got {self.max_weight!r}.")
         if not self.overshoot >= 0: raise ValueError(f"overshoot must be non-negative, got {self.overshoot!r}.")
+        _check_neighbours(self.neighbours)
         if self.subspace is not None and not (0 < self.subspace <= 1 and self.rounds == 1):
             raise ValueError(f"subspace must lie in (0, 1] and needs rounds=1, "
                              f"got {self.subspace!r} and {self.rounds}.")
@@ -340,13 +371,16 @@ EDIT_RECIPES = {
     "label · runner-up centroid · λ=1 · overshoot": EditRecipe("label", "runner_up_centroid", ridge=1.0,
                                                                 overshoot=0.5),
     "label · runner-up centroid · λ=1 · reweighted": EditRecipe("label", "runner_up_centroid", ridge=1.0, rounds=8),
-    # All additions together, with per-sample targets and with runner-up centroids (the recipe proposed here).
+    "label · neighbour centroid": EditRecipe("label", "neighbour_centroid"),
+    # All additions together, with three kinds of target; the neighbour vote is the recipe proposed here.
     "label · per-sample · λ=1 · affine · overshoot · reweighted": EditRecipe(
         "label", "per_sample", ridge=1.0, affine=True, overshoot=0.5, rounds=8),
     "label · runner-up centroid · λ=1 · affine · overshoot · reweighted": EditRecipe(
         "label", "runner_up_centroid", ridge=1.0, affine=True, overshoot=0.5, rounds=8),
+    "label · neighbour centroid · λ=1 · affine · overshoot · reweighted": EditRecipe(
+        "label", "neighbour_centroid", ridge=1.0, affine=True, overshoot=0.5, rounds=8),
 }
-PROPOSED = "label · runner-up centroid · λ=1 · affine · overshoot · reweighted"
+PROPOSED = "label · neighbour centroid · λ=1 · affine · overshoot · reweighted"
 
 # %% ../nbs/05_unlearning.ipynb #622e94e3
 def edit_surrogate(surrogate: EditedSurrogate, # the unedited surrogate (its operator is the A to edit)
@@ -361,7 +395,7 @@ def edit_surrogate(surrogate: EditedSurrogate, # the unedited surrogate (its ope
     A = surrogate.operator
     mask = forget_set(z, labels, classes, A, recipe.forget_rule)
     logits = surrogate.logits_from(z[mask]) if recipe.target_rule.startswith("runner_up") else None
-    targets = edit_targets(z, labels, mask, A, classes, recipe.target_rule, logits)
+    targets = edit_targets(z, labels, mask, A, classes, recipe.target_rule, logits, recipe.neighbours)
     if recipe.overshoot: targets = targets + recipe.overshoot * (targets - z[mask] @ A)
     A0 = affine_operator(A) if recipe.affine else A
     harmful, clean = lift(z[mask], A0.shape[0]), lift(z[~mask], A0.shape[0])
@@ -529,6 +563,7 @@ def gradient_ascent(model: ResMLP, # the original network (left unchanged)
                     max_steps: int = 2000, # give up after this many steps
                     stop_accuracy: float = 1.0, # stop once the forget-set training accuracy (percent) is at most this
                     check_every: int = 1, # steps between checks of the stopping rule
+                    check_samples: int | None = None, # check on a seeded subsample of this many forgotten samples
                     clip_norm: float = 1.0, # gradient-norm clip
                     seed: int = 0, # seed of the batch order
                     threads: int = 1, # CPU threads
@@ -537,6 +572,13 @@ def gradient_ascent(model: ResMLP, # the original network (left unchanged)
     x, y = data["train"]
     forgotten = torch.isin(y, torch.tensor(validate_classes(forget, y)))
     xf, yf = x[forgotten], y[forgotten]
+    xc, yc = xf, yf
+    if check_samples is not None:
+        if isinstance(check_samples, bool) or not isinstance(check_samples, int) or check_samples < 1:
+            raise ValueError(f"check_samples must be a positive integer or None, got {check_samples!r}.")
+        if check_samples < len(yf):
+            pick = torch.randperm(len(yf), generator=torch.Generator().manual_seed(seed))[:check_samples]
+            xc, yc = xf[pick], yf[pick]
     tuned = copy.deepcopy(model)
     opt = torch.optim.SGD(tuned.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
@@ -553,10 +595,11 @@ def gradient_ascent(model: ResMLP, # the original network (left unchanged)
                 opt.step()
                 step += 1
                 if step % check_every == 0 or step == max_steps:
-                    accuracy = float(100 * (predict_logits(tuned, xf).argmax(1) == yf).double().mean())
+                    accuracy = float(100 * (predict_logits(tuned, xc).argmax(1) == yc).double().mean())
                     if accuracy <= stop_accuracy or step >= max_steps: break
             if accuracy <= stop_accuracy: break
-    return tuned.eval(), {"steps": step, "seconds": time.perf_counter() - start, "forget_train_accuracy": accuracy}
+    return tuned.eval(), {"steps": step, "seconds": time.perf_counter() - start, "forget_train_accuracy": accuracy,
+                          "checked_samples": len(yc)}
 
 # %% ../nbs/05_unlearning.ipynb #e471ce2d
 BASELINES = ("network", "surrogate", "retrain", "finetune", "gradient_ascent")
@@ -570,6 +613,7 @@ class BaselineOptions:
     ascent_batch_size: int = 128
     ascent_max_steps: int = 2000
     ascent_check_every: int = 1
+    ascent_check_samples: int | None = None # forgotten samples the stopping rule checks (seeded subsample); None: all
     retrain_seeds: tuple | None = None # seeds of the retrained networks; None: the study's seeds
     network_seeds: tuple | None = None # seeds of fine-tuning and gradient ascent; None: the study's seeds
     threads: int | None = None # CPU threads of the baselines' training; None: the target recipe's
@@ -603,6 +647,7 @@ def unlearning_study(target_config: TargetConfig, # the network's recipe (traine
                      options: BaselineOptions = BaselineOptions(),
                      dim: int | None = None, # common dimension of the preprocessed layers; None: the full width
                      verbose: bool | None = None, # progress bars; None: off under tests
+                     before_retrain=None, # called with a group's classes before its retrained networks load
                     ) -> dict: # JSON-serialisable results
     "Forget each class by every method and measure UA, RA, TA, MIA efficacy, probe, TV distance to retraining and time."
     verbose = not in_test() if verbose is None else verbose
@@ -630,7 +675,7 @@ def unlearning_study(target_config: TargetConfig, # the network's recipe (traine
     for forget in progress_bar(groups) if verbose else groups:
         classes = validate_classes(forget, labels["train"], target_config.n_classes)
         result["studies"].append(_forget_study(classes, methods, recipes, options, target, data, labels, network,
-                                               surrogates, seeds, retrain_seeds, verbose))
+                                               surrogates, seeds, retrain_seeds, verbose, before_retrain))
     return _json(result)
 
 # %% ../nbs/05_unlearning.ipynb #7153139e
@@ -640,51 +685,56 @@ def _measure(classes, outputs: dict, labels: dict, reference, seed: int) -> dict
                               test_features, reference, seed)
 
 def _forget_study(classes, methods, recipes, options, target, data, labels, network, surrogates, seeds,
-                  retrain_seeds, verbose) -> dict:
-    "Run every method for one group of forgotten classes."
+                  retrain_seeds, verbose, before_retrain=None) -> dict:
+    "Run every method for one group of forgotten classes, then the retrained networks that the TV distances need."
     config = target.config if options.threads is None else replace(target.config, threads=options.threads)
-    references, retrain_runs = [], []
-    if "retrain" in methods:
-        for i, seed in enumerate(retrain_seeds):
-            retrained = retrain_without(config, classes, seed, data, verbose=verbose)
-            references.append(_network_outputs(retrained.model, data))
-            retrain_runs.append((seed, retrained.metrics["seconds"]))
-    def reference(i: int):
-        return references[i % len(references)]["test"][0] if references else None
-    rows = {}
-    def add(method, kind, run):
+    test_mask = torch.isin(labels["test"], torch.tensor(classes))
+    rows, pending = {}, []  # pending: (run, its test logits on the forgotten classes, index of its reference)
+    def add(method, kind, run, outputs=None, index=0):
         rows.setdefault(method, {"method": method, "kind": kind, "runs": []})["runs"].append(run)
+        if outputs is not None: pending.append((run, outputs["test"][0][test_mask], index))
+    def measure(outputs, seed): return _measure(classes, outputs, labels, None, seed)
     network_seeds = tuple(options.network_seeds or seeds)
     for i, seed in enumerate(network_seeds):
         if "finetune" in methods:
             tuned, seconds = finetune_on_retain(target.model, config, data, classes, options.finetune_epochs,
                                                 options.finetune_lr, seed)
-            add("finetune", "network", {"seed": seed, "seconds": seconds,
-                                        **_measure(classes, _network_outputs(tuned, data), labels, reference(i), seed)})
+            outputs = _network_outputs(tuned, data)
+            add("finetune", "network", {"seed": seed, "seconds": seconds, **measure(outputs, seed)}, outputs, i)
         if "gradient_ascent" in methods:
             ascended, info = gradient_ascent(target.model, data, classes, options.ascent_lr, options.ascent_batch_size,
                                              options.ascent_max_steps, check_every=options.ascent_check_every,
+                                             check_samples=options.ascent_check_samples,
                                              seed=seed, threads=config.threads)
+            outputs = _network_outputs(ascended, data)
             add("gradient_ascent", "network", {"seed": seed, "seconds": info["seconds"], "steps": info["steps"],
-                                               **_measure(classes, _network_outputs(ascended, data), labels,
-                                                          reference(i), seed)})
-    for i, (seed, seconds) in enumerate(retrain_runs):
-        other = references[(i + 1) % len(references)]["test"][0] if len(references) > 1 else None
-        add("retrain", "network", {"seed": seed, "seconds": seconds,
-                                   **_measure(classes, references[i], labels, other, seed)})
+                                               **measure(outputs, seed)}, outputs, i)
     if "network" in methods:
-        add("network", "network", {"seed": config.seed, "seconds": 0.0,
-                                   **_measure(classes, network, labels, reference(0), 0)})
+        add("network", "network", {"seed": config.seed, "seconds": 0.0, **measure(network, 0)}, network, 0)
     for i, seed in enumerate(seeds):
         surrogate = surrogates[i]
         if "surrogate" in methods:
-            measures = _measure(classes, _surrogate_outputs(surrogate), labels, reference(i), seed)
-            add("surrogate", "surrogate", {"seed": seed, "seconds": 0.0, **measures})
+            outputs = _surrogate_outputs(surrogate)
+            add("surrogate", "surrogate", {"seed": seed, "seconds": 0.0, **measure(outputs, seed)}, outputs, i)
         for name in (m for m in methods if m in recipes):
             edited, info = edit_surrogate(surrogate, classes, recipes[name])
+            outputs = _surrogate_outputs(edited)
             add(name, "edit", {"seed": seed, "seconds": info["seconds"], "forget_set": info["forget_set"],
-                               "rounds": len(info["rounds"]) or 1,
-                               **_measure(classes, _surrogate_outputs(edited), labels, reference(i), seed)})
+                               "rounds": len(info["rounds"]) or 1, **measure(outputs, seed)}, outputs, i)
+    if "retrain" in methods:
+        # Everything above runs first, so a retrained network that trains elsewhere has time to finish.
+        if before_retrain is not None: before_retrain(classes)
+        references = []
+        for seed in retrain_seeds:
+            retrained = retrain_without(config, classes, seed, data, verbose=verbose)
+            outputs = _network_outputs(retrained.model, data)
+            references.append(outputs["test"][0][test_mask])
+            add("retrain", "network", {"seed": seed, "seconds": retrained.metrics["seconds"],
+                                       **measure(outputs, seed)})
+        if len(references) > 1:  # each retrained network against the next seed's: the floor of the TV distance
+            for j, run in enumerate(rows["retrain"]["runs"]):
+                run["TV"] = total_variation(references[j], references[(j + 1) % len(references)])
+        for run, logits, index in pending: run["TV"] = total_variation(logits, references[index % len(references)])
     order = ("network", "retrain", "finetune", "gradient_ascent", "surrogate", *recipes)
     ordered = [rows[m] for m in order if m in rows]
     for row in ordered: row["summary"] = _summary(row["runs"])

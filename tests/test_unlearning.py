@@ -158,6 +158,23 @@ def test_targets_known_answers():
         edit_targets(LINE, LINE_LABELS, mask, EYE, 0, "farthest")
 
 
+def test_neighbour_vote_targets():
+    # Forgetting class 1 leaves the points 1.5 and 10 to retarget. The point at 10 has class 2 (at 11) nearest
+    # but class 0 (at 2 and 1) as the majority of its three nearest clean points.
+    mask = forget_set(LINE, LINE_LABELS, 1)
+    def targets(k): return edit_targets(LINE, LINE_LABELS, mask, EYE, 1, "neighbour_centroid", neighbours=k)
+    assert targets(1).squeeze().tolist() == [1.0, 11.0]
+    assert targets(2).squeeze().tolist() == [1.0, 11.0]  # a 1-1 tie goes to the nearer class
+    assert targets(3).squeeze().tolist() == [1.0, 1.0]
+    assert targets(50).squeeze().tolist() == [1.0, 1.0]  # more neighbours than clean points: all of them vote
+    assert edit_targets(LINE, LINE_LABELS, mask, 2 * EYE, 1, "neighbour_centroid", neighbours=1).squeeze().tolist() \
+        == [2.0, 22.0]  # the vote reads observables, but the target is an advanced observable (doubled here)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="neighbours must be a positive integer"): targets(bad)
+    with pytest.raises(ValueError, match="neighbours must be a positive integer"):
+        EditRecipe("label", "neighbour_centroid", neighbours=0)
+
+
 def test_total_variation_known_answers():
     a = torch.tensor([[0., 0.]])
     assert total_variation(a, a) == 0
@@ -254,6 +271,21 @@ def test_gradient_ascent_stops_by_rule(tiny):
     assert model is not target.model
 
 
+def test_gradient_ascent_check_subsample(tiny):
+    _, data, target, _, _ = tiny
+    forgotten = int((data["train"][1] == 2).sum())
+    _, info = gradient_ascent(target.model, data, 2, lr=1e-2, max_steps=5, check_samples=7)
+    assert info["checked_samples"] == 7
+    _, info = gradient_ascent(target.model, data, 2, lr=1e-2, max_steps=5, check_samples=10 * forgotten)
+    assert info["checked_samples"] == forgotten
+    a, _ = gradient_ascent(target.model, data, 2, lr=1e-2, max_steps=5, check_samples=7, seed=3)
+    b, _ = gradient_ascent(target.model, data, 2, lr=1e-2, max_steps=5, check_samples=7, seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="check_samples must be a positive integer"):
+            gradient_ascent(target.model, data, 2, check_samples=bad)
+
+
 def test_retained_split_drops_class(tiny):
     _, data, _, _, _ = tiny
     x, y = retained_split(data, (0, 2))
@@ -264,8 +296,11 @@ def test_retained_split_drops_class(tiny):
 def test_study_is_json_serialisable(tiny):
     config, _, _, _, _ = tiny
     kae_config = KAEConfig(epochs=5, batch_size=256, lr=3e-2, isometry_sample=128)
+    started = []
     study = unlearning_study(config, kae_config, [1], seeds=(0,),
-                             methods=("network", "surrogate", "retrain", "label · single"), verbose=False)
+                             methods=("network", "surrogate", "retrain", "label · single"), verbose=False,
+                             before_retrain=started.append)
+    assert started == [(1,)]
     json.dumps(study)
     rows = {r["method"]: r for r in study["studies"][0]["rows"]}
     assert set(rows) == {"network", "surrogate", "retrain", "label · single"}
