@@ -372,7 +372,7 @@ EDIT_RECIPES = {
                                                                 overshoot=0.5),
     "label · runner-up centroid · λ=1 · reweighted": EditRecipe("label", "runner_up_centroid", ridge=1.0, rounds=8),
     "label · neighbour centroid": EditRecipe("label", "neighbour_centroid"),
-    # All additions together, with three kinds of target; the neighbour vote is the recipe proposed here.
+    # All additions together, with three kinds of target. The neighbour vote is the recipe proposed here.
     "label · per-sample · λ=1 · affine · overshoot · reweighted": EditRecipe(
         "label", "per_sample", ridge=1.0, affine=True, overshoot=0.5, rounds=8),
     "label · runner-up centroid · λ=1 · affine · overshoot · reweighted": EditRecipe(
@@ -731,7 +731,7 @@ def _forget_study(classes, methods, recipes, options, target, data, labels, netw
             references.append(outputs["test"][0][test_mask])
             add("retrain", "network", {"seed": seed, "seconds": retrained.metrics["seconds"],
                                        **measure(outputs, seed)})
-        if len(references) > 1:  # each retrained network against the next seed's: the floor of the TV distance
+        if len(references) > 1:  # each retrained network against the next seed's, the floor of the TV distance
             for j, run in enumerate(rows["retrain"]["runs"]):
                 run["TV"] = total_variation(references[j], references[(j + 1) % len(references)])
         for run, logits, index in pending: run["TV"] = total_variation(logits, references[index % len(references)])
