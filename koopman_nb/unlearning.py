@@ -71,10 +71,14 @@ def validate_classes(forget, # a class label or a sequence of labels
                              "forget. Pick a class that has samples.")
     return tuple(sorted({int(c) for c in items}))
 
-def _pairwise_argmin(a: torch.Tensor, b: torch.Tensor, entries: int = 20_000_000) -> torch.Tensor:
-    "Index of the nearest row of `b` for every row of `a`, holding at most about `entries` distances at once."
+def _distance_blocks(a: torch.Tensor, b: torch.Tensor, entries: int = 20_000_000):
+    "Yield the Euclidean distances from blocks of rows of `a` to all rows of `b`, about `entries` at a time."
     chunk = max(1, entries // max(len(b), 1))
-    return torch.cat([torch.cdist(a[i:i + chunk], b).argmin(1) for i in range(0, len(a), chunk)])
+    for i in range(0, len(a), chunk): yield torch.cdist(a[i:i + chunk], b)
+
+def _pairwise_argmin(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    "Index of the nearest row of `b` for every row of `a`."
+    return torch.cat([d.argmin(1) for d in _distance_blocks(a, b)])
 
 def medoid(points: torch.Tensor, # [m, p]
            chunk: int = 1024, # rows of the distance matrix held at once
@@ -114,14 +118,12 @@ TARGET_RULES = ("per_sample", "single", "nearest_centroid", "runner_up_centroid"
 
 def _check_neighbours(neighbours) -> int:
     if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 1:
-        raise ValueError(f"neighbours must be a positive integer, got {neighbours!r}.")
+        raise ValueError(f"neighbours must be a positive integer, got {neighbours!r}; 10 is the default.")
     return neighbours
 
-def _nearest_rows(a: torch.Tensor, b: torch.Tensor, k: int, entries: int = 20_000_000) -> torch.Tensor:
+def _nearest_rows(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
     "Indices [len(a), k] of the `k` nearest rows of `b` for every row of `a`, nearest first."
-    chunk = max(1, entries // max(len(b), 1))
-    return torch.cat([torch.cdist(a[i:i + chunk], b).topk(k, dim=1, largest=False).indices
-                      for i in range(0, len(a), chunk)])
+    return torch.cat([d.topk(k, dim=1, largest=False).indices for d in _distance_blocks(a, b)])
 
 def neighbour_vote(votes: torch.Tensor, # labels of each row's neighbours [n, k], nearest first
                    classes: list[int], # the classes that may win
@@ -165,19 +167,18 @@ def edit_targets(z: torch.Tensor, # observables [n, p]
     retained = [c for c in clean_labels.unique().tolist() if c not in forget]
     if not retained: raise ValueError("No retained class among the clean samples to take targets from.")
     centroids = torch.stack([clean_out[clean_labels == c].mean(0) for c in retained])
+    row_of = {c: i for i, c in enumerate(retained)}  # row of each retained class in `centroids`
+    def centroids_of(choice): return centroids[torch.tensor([row_of[int(c)] for c in choice], dtype=torch.long)]
     if rule == "nearest_centroid": return centroids[_pairwise_argmin(harmful @ operator, centroids)]
     if rule == "neighbour_centroid":
         votes = clean_labels[_nearest_rows(harmful, clean, min(_check_neighbours(neighbours), len(clean)))]
-        lookup = {c: i for i, c in enumerate(retained)}
-        return centroids[torch.tensor([lookup[int(c)] for c in neighbour_vote(votes, retained)], dtype=torch.long)]
+        return centroids_of(neighbour_vote(votes, retained))
     if logits is None:
         raise ValueError(f"Target rule {rule!r} needs the unedited surrogate's logits of the forget set.")
     if len(logits) != len(harmful):
         raise ValueError(f"Got logits for {len(logits)} rows, but the forget set has {len(harmful)}.")
     choice = runner_up(logits, forget)
-    if rule == "runner_up_centroid":
-        lookup = {c: i for i, c in enumerate(retained)}
-        return centroids[torch.tensor([lookup[int(c)] for c in choice])]
+    if rule == "runner_up_centroid": return centroids_of(choice)
     out = torch.empty_like(harmful)
     for c in choice.unique().tolist():
         rows, pool = choice == c, (clean_labels == c).nonzero().squeeze(1)
@@ -575,7 +576,8 @@ def gradient_ascent(model: ResMLP, # the original network (left unchanged)
     xc, yc = xf, yf
     if check_samples is not None:
         if isinstance(check_samples, bool) or not isinstance(check_samples, int) or check_samples < 1:
-            raise ValueError(f"check_samples must be a positive integer or None, got {check_samples!r}.")
+            raise ValueError(f"check_samples must be a positive integer or None, got {check_samples!r}; pass None "
+                             "to check every forgotten sample.")
         if check_samples < len(yf):
             pick = torch.randperm(len(yf), generator=torch.Generator().manual_seed(seed))[:check_samples]
             xc, yc = xf[pick], yf[pick]
@@ -679,10 +681,11 @@ def unlearning_study(target_config: TargetConfig, # the network's recipe (traine
     return _json(result)
 
 # %% ../nbs/05_unlearning.ipynb #7153139e
-def _measure(classes, outputs: dict, labels: dict, reference, seed: int) -> dict:
+def _measure(classes, outputs: dict, labels: dict, seed: int) -> dict:
+    "Measure everything but the TV distance, which waits for the retrained networks."
     (train_logits, train_features), (test_logits, test_features) = outputs["train"], outputs["test"]
     return unlearning_metrics(classes, train_logits, labels["train"], test_logits, labels["test"], train_features,
-                              test_features, reference, seed)
+                              test_features, seed=seed)
 
 def _forget_study(classes, methods, recipes, options, target, data, labels, network, surrogates, seeds,
                   retrain_seeds, verbose, before_retrain=None) -> dict:
@@ -693,7 +696,7 @@ def _forget_study(classes, methods, recipes, options, target, data, labels, netw
     def add(method, kind, run, outputs=None, index=0):
         rows.setdefault(method, {"method": method, "kind": kind, "runs": []})["runs"].append(run)
         if outputs is not None: pending.append((run, outputs["test"][0][test_mask], index))
-    def measure(outputs, seed): return _measure(classes, outputs, labels, None, seed)
+    def measure(outputs, seed): return _measure(classes, outputs, labels, seed)
     network_seeds = tuple(options.network_seeds or seeds)
     for i, seed in enumerate(network_seeds):
         if "finetune" in methods:

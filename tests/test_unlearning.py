@@ -170,7 +170,8 @@ def test_neighbour_vote_targets():
     assert edit_targets(LINE, LINE_LABELS, mask, 2 * EYE, 1, "neighbour_centroid", neighbours=1).squeeze().tolist() \
         == [2.0, 22.0]  # the vote reads observables, but the target is an advanced observable (doubled here)
     for bad in (0, -1, 2.5, True):
-        with pytest.raises(ValueError, match="neighbours must be a positive integer"): targets(bad)
+        with pytest.raises(ValueError, match="neighbours must be a positive integer"):
+            targets(bad)
     with pytest.raises(ValueError, match="neighbours must be a positive integer"):
         EditRecipe("label", "neighbour_centroid", neighbours=0)
 
