@@ -42,7 +42,7 @@ from .unlearning import (BASELINES, EDIT_RECIPES, PROPOSED, BaselineOptions, Edi
 __all__ = ['DATASETS', 'DATASET_NAMES', 'DEFAULT_SEEDS', 'QUICK_SEEDS', 'TOPOLOGY_RULE', 'MNIST_RECIPES', 'QUICK_RECIPES',
            'STAGES', 'STAGE_FORMAT', 'CLASS_COLOURS', 'UNLEARNING_MEASURES', 'ReproduceError', 'ReproducePlan',
            'reproduction_plan', 'stage_configs', 'stage_path', 'write_json', 'StageRecord', 'run_stage', 'check_device',
-           'default_out_dir', 'prepare_out_dir', 'betti_from_json', 'collect_results', 'write_report',
+           'default_out_dir', 'prepare_out_dir', 'betti_from_json', 'collect_results', 'write_report', 'usable_cores',
            'default_workers', 'reproduce', 'build_parser', 'main']
 
 # %% ../nbs/06_reproduce.ipynb #747e6cbd
@@ -625,11 +625,18 @@ def write_report(results: dict, # output of `collect_results`
     return atomic_write_bytes(Path(out) / "report.md", "\n".join(lines).encode())
 
 # %% ../nbs/06_reproduce.ipynb #f100c0bb
-def default_workers(quick: bool = False, # quick runs default to one process
-                   ) -> int:
-    "Return the default number of worker processes: the CPU cores this process may use, or 1 for quick runs."
-    if quick: return 1
+def usable_cores() -> int:
+    "Return the number of CPU cores this process may run on."
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+def default_workers(plan: ReproducePlan, # the run's configuration, with the thread counts of its trainings
+                    cores: int | None = None, # CPU cores to share out; None: `usable_cores()`
+                   ) -> int: # processes: the main one plus the background retrainings that fit beside it
+    "Count the processes a run should use so that no core runs more than one training thread."
+    if plan.quick: return 1
+    cores = usable_cores() if cores is None else _check_count("cores", cores)
+    main_threads = max(plan.target.threads, plan.kae.threads)
+    return 1 + max(0, cores - main_threads) // plan.retrain_config.threads
 
 def _command_line(plan: ReproducePlan, out: Path, device: str, workers: int) -> str:
     parts = ["koopman-nb", "reproduce", plan.dataset, "--seeds", str(len(plan.seeds)),
@@ -671,14 +678,14 @@ def reproduce(dataset: str, # "yinyang" or "mnist"
               device: str = "cpu", # where the network and the KAEs train: "cpu" or "cuda"
               quick: bool = False, # shortened smoke-test configuration
               retrain_seeds: int = 1, # seeds of the network retrained without each forgotten class
-              workers: int | None = None, # processes; None: `default_workers(quick)`
+              workers: int | None = None, # processes; None: `default_workers(plan)`
               progress: bool | None = None, # progress bars; None shows them except under tests
              ) -> dict: # the content of results.json
     "Run every stage of a dataset's study, reusing stored stages, and write results.json, figures and report.md."
     plan = reproduction_plan(dataset, quick, seeds, retrain_seeds)
     check_device(device)
     out = prepare_out_dir(default_out_dir(dataset, quick) if out is None else out)
-    workers = default_workers(quick) if workers is None else _check_count("workers", workers)
+    workers = default_workers(plan) if workers is None else _check_count("workers", workers)
     progress = (not in_test()) if progress is None else progress
     label = f"{dataset}, {'QUICK smoke test' if quick else 'full size'}"
     configs, context, stages = stage_configs(plan), _RunContext(plan), {}
@@ -734,8 +741,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true",
                      help="run a shortened configuration for smoke tests; its results are labelled quick")
     run.add_argument("--workers", type=_positive_int, metavar="N",
-                     help="processes; N - 1 of them train the retrain baseline in the background (default: the "
-                          "number of CPU cores, 1 with --quick)")
+                     help="processes; N - 1 of them train the retrain baseline in the background (default: 1 plus "
+                          "as many background retrainings as fit on the CPU cores beside the main process's threads; "
+                          "1 with --quick)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import koopman_nb
-from koopman_nb.reproduce import QUICK_RECIPES, STAGES, main
+from koopman_nb.reproduce import QUICK_RECIPES, STAGES, default_workers, main, reproduction_plan
 from koopman_nb.unlearning import BASELINES
 
 SCRIPT = shutil.which("koopman-nb")
@@ -269,3 +269,23 @@ def test_cuda_unavailable(tmp_path, capsys):
     assert "--device cuda was requested" in err
     assert "Run with --device cpu" in err
     assert not (tmp_path / "out").exists(), "the device is checked before the output folder is made"
+
+
+@pytest.mark.parametrize("dataset, quick, cores, expected", [
+    ("yinyang", False, 1, 1),
+    ("yinyang", False, 2, 2),
+    ("yinyang", False, 16, 16),
+    ("mnist", False, 2, 1),
+    ("mnist", False, 3, 1),
+    ("mnist", False, 4, 2),
+    ("mnist", False, 16, 8),
+    ("yinyang", True, 16, 1),
+    ("mnist", True, 16, 1),
+])
+def test_default_workers_fit_cores(dataset, quick, cores, expected):
+    assert default_workers(reproduction_plan(dataset, quick), cores=cores) == expected
+
+
+def test_default_workers_invalid_cores():
+    with pytest.raises(ValueError, match="cores"):
+        default_workers(reproduction_plan("yinyang"), cores=0)
