@@ -82,7 +82,7 @@ def test_loss_weights_combine():
     cfg = KAEConfig(k=4, supervise="all", recon_weight=2.0, linearity_weight=0.5, prediction_weight=3.0, isometry_weight=0.1)
     t = kae_losses(model, states, [0, 2, 4], cfg)
     expected = 2 * t["reconstruction"] + 0.5 * t["linearity"] + 3 * t["prediction"] + 0.1 * t["isometry"]
-    assert float(t["total"]) == pytest.approx(float(expected), rel=1e-5)
+    assert t["total"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_logit_term_needs_head_map():
