@@ -46,9 +46,10 @@ class ResidualBlock(nn.Module):
         return F.relu(x + self.norm2(self.linear2(h)))
 
 # %% ../nbs/01_targets.ipynb #e3bb8bbc
-def _check_positive_int(name: str, value) -> None:
+def _check_positive_int(name: str, value, hint: str = "") -> None:
+    "Raise ValueError unless `value` is a positive integer; `hint` is appended to the message."
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        raise ValueError(f"{name} must be a positive integer, got {value!r}." + (f" {hint}" if hint else ""))
 
 class ResMLP(nn.Module):
     "Residual MLP: an input layer, `n_blocks` residual blocks of width `width`, and a linear head."

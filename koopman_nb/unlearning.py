@@ -25,8 +25,9 @@ from sklearn.preprocessing import StandardScaler
 from .data import cache_dir, config_key, in_test
 from .kae import KAEConfig, KoopmanAutoencoder, get_kae, summarize
 from .preprocess import Representations, prepare_representations
-from .targets import (ResMLP, TargetConfig, _num_threads, accuracy_report, capture_layers, eval_mode, fit,
-                                get_target, load_target_data, predict_logits, train_target)
+from .targets import (ResMLP, TargetConfig, _check_positive_int, _num_threads, accuracy_report,
+                                capture_layers, eval_mode, fit, get_target, load_target_data, predict_logits,
+                                train_target)
 
 # %% auto #0
 __all__ = ['FORGET_RULES', 'TARGET_RULES', 'EDIT_RECIPES', 'PROPOSED', 'BASELINES', 'TABLE_COLUMNS', 'operator_matrix',
@@ -116,10 +117,7 @@ def forget_set(z: torch.Tensor, # observables [n, p]
 TARGET_RULES = ("per_sample", "single", "nearest_centroid", "runner_up_centroid", "runner_up_nearest",
                 "neighbour_centroid")
 
-def _check_neighbours(neighbours) -> int:
-    if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 1:
-        raise ValueError(f"neighbours must be a positive integer, got {neighbours!r}; 10 is the default.")
-    return neighbours
+_NEIGHBOURS_HINT = "10 is the default."
 
 def _nearest_rows(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
     "Indices [len(a), k] of the `k` nearest rows of `b` for every row of `a`, nearest first."
@@ -171,7 +169,8 @@ def edit_targets(z: torch.Tensor, # observables [n, p]
     def centroids_of(choice): return centroids[torch.tensor([row_of[int(c)] for c in choice], dtype=torch.long)]
     if rule == "nearest_centroid": return centroids[_pairwise_argmin(harmful @ operator, centroids)]
     if rule == "neighbour_centroid":
-        votes = clean_labels[_nearest_rows(harmful, clean, min(_check_neighbours(neighbours), len(clean)))]
+        _check_positive_int("neighbours", neighbours, _NEIGHBOURS_HINT)
+        votes = clean_labels[_nearest_rows(harmful, clean, min(neighbours, len(clean)))]
         return centroids_of(neighbour_vote(votes, retained))
     if logits is None:
         raise ValueError(f"Target rule {rule!r} needs the unedited surrogate's logits of the forget set.")
@@ -349,7 +348,7 @@ class EditRecipe:
         if not self.factor >= 1: raise ValueError(f"factor must be at least 1, got {self.factor!r}.")
         if not self.max_weight >= 1: raise ValueError(f"max_weight must be at least 1, got {self.max_weight!r}.")
         if not self.overshoot >= 0: raise ValueError(f"overshoot must be non-negative, got {self.overshoot!r}.")
-        _check_neighbours(self.neighbours)
+        _check_positive_int("neighbours", self.neighbours, _NEIGHBOURS_HINT)
         if self.subspace is not None and not (0 < self.subspace <= 1 and self.rounds == 1):
             raise ValueError(f"subspace must lie in (0, 1] and needs rounds=1, "
                              f"got {self.subspace!r} and {self.rounds}.")
@@ -575,9 +574,7 @@ def gradient_ascent(model: ResMLP, # the original network (left unchanged)
     xf, yf = x[forgotten], y[forgotten]
     xc, yc = xf, yf
     if check_samples is not None:
-        if isinstance(check_samples, bool) or not isinstance(check_samples, int) or check_samples < 1:
-            raise ValueError(f"check_samples must be a positive integer or None, got {check_samples!r}; pass None "
-                             "to check every forgotten sample.")
+        _check_positive_int("check_samples", check_samples, "Pass None to check every forgotten sample.")
         if check_samples < len(yf):
             pick = torch.randperm(len(yf), generator=torch.Generator().manual_seed(seed))[:check_samples]
             xc, yc = xf[pick], yf[pick]
